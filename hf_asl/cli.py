@@ -13,6 +13,8 @@ from .version import __version__
 COMMAND_MODULES: tuple[str, ...] = (
     "hf_asl.commands.evaluate",
     "hf_asl.commands.search",
+    "hf_asl.commands.ndec",
+    "hf_asl.commands.mini_ndec",
 )
 
 
