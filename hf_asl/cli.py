@@ -11,10 +11,16 @@ from .version import __version__
 
 # Order is the order shown by `hf-asl --help`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "hf_asl.commands.demo",
     "hf_asl.commands.evaluate",
+    "hf_asl.commands.extract",
     "hf_asl.commands.search",
+    "hf_asl.commands.score",
     "hf_asl.commands.ndec",
+    "hf_asl.commands.train",
     "hf_asl.commands.mini_ndec",
+    "hf_asl.commands.submit",
+    "hf_asl.commands.push",
 )
 
 
