@@ -136,12 +136,12 @@ def read_predictions(
     bad = np.flatnonzero(~np.isfinite(scores))
     if len(bad):
         raise InputError(f"score is {float(scores[bad[0]])!r}; scores must be finite numbers",
-                         path=path, line=_line_of_row(path, int(bad[0])))
+                         path=path, line=line_of_row(path, int(bad[0])))
 
     if limit is not None and len(scores) > limit:
         raise InputError(
             f"{len(scores)} predictions exceed the budget of {limit}; this row is prediction {limit + 1}",
-            path=path, line=_line_of_row(path, limit),
+            path=path, line=line_of_row(path, limit),
         )
     pair_key = queries.codes.astype(np.int64) * len(references.categories) + references.codes
     _check_unique_rows(path, pair_key, "(query, reference) pair", queries, references)
@@ -163,7 +163,7 @@ def read_predictions(
         if not allow_unknown_ids:
             raise InputError(
                 f"{what} id {ids[first]!r} is not in the {source} ({len(unknown_rows)} such rows)",
-                path=path, line=_line_of_row(path, first),
+                path=path, line=line_of_row(path, first),
             )
         counts[what] = len(unknown_rows)
         warnings.append(f"{path}: {len(unknown_rows)} prediction(s) name a {what} id not in the {source}")
@@ -314,7 +314,7 @@ def _diagnose(path: Path, header: list[str], float_column: str | None) -> None:
                 raise InputError(f"{float_column} is {text!r}; scores must be finite numbers", path=path, line=line)
 
 
-def _line_of_row(path: str | os.PathLike, row: int) -> int:
+def line_of_row(path: str | os.PathLike, row: int) -> int:
     """Line number of data row ``row`` (0-based), counting the header and blank lines."""
     for index, (line, _) in enumerate(_records(Path(path))):
         if index == row + 1:
@@ -341,7 +341,7 @@ def _encode_ids(table: pa.Table, column: str, path: str | os.PathLike, *, allow_
         row = int(np.flatnonzero(np.isin(codes, bad_codes))[0])
         value = dictionary[int(codes[row])].as_py()
         problem = "is empty" if value == "" else "contains whitespace or a control character"
-        raise InputError(f"{column} {value!r} {problem}", path=path, line=_line_of_row(path, row))
+        raise InputError(f"{column} {value!r} {problem}", path=path, line=line_of_row(path, row))
     return EncodedIds(codes.astype(np.int64), dictionary.to_numpy(zero_copy_only=False))
 
 
@@ -358,7 +358,7 @@ def _check_unique_rows(path: str | os.PathLike, key: np.ndarray, what: str, *ids
     first = int(order[np.searchsorted(sorted_key, key[later], side="left")])
     value = repr(ids[0][later]) if len(ids) == 1 else repr(tuple(i[later] for i in ids))
     raise InputError(
-        f"{what} {value} repeats line {_line_of_row(path, first)}", path=path, line=_line_of_row(path, later)
+        f"{what} {value} repeats line {line_of_row(path, first)}", path=path, line=line_of_row(path, later)
     )
 
 

@@ -160,6 +160,7 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     """Run the whole job into ``cfg.out`` and write ``report.md`` there."""
     from .csv_io import read_ground_truth, read_kinds, write_predictions
     from .metric import compute_metrics
+    from .model_card import write_model_card
     from .report import write_report
 
     if cfg.steps < 1:
@@ -202,6 +203,12 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     result.stage_seconds = stages.seconds
     with stages.stage("report"):
         result.report = write_report(result, found, ground_truth, kinds)
+        # The ASL model folder is what a user would push: give it its card with the measured rows.
+        write_model_card(
+            model_dirs["asl"], repo_id="hf-asl/asl-mobilenetv2-mini-ndec",
+            metrics={m.name: m.metrics for m in result.methods}, dataset_id="mini-ndec",
+            dataset_name="mini-NDEC (hf-asl's embedded benchmark)",
+        )
     return result
 
 

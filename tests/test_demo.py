@@ -28,7 +28,14 @@ def test_every_report_file_is_written(demo):
 
 def test_report_table_rows_and_first_numeric_column(demo):
     text = demo.report.read_text()
-    table = [line for line in text.splitlines() if line.startswith("| ")]
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| method |"))
+    table = []
+    for line in lines[start:]:
+        if not line.startswith("|"):
+            break
+        table.append(line)
+    table = [table[0], *table[2:]]
     header = [cell.strip() for cell in table[0].strip("|").split("|")]
     assert header[:2] == ["method", "µAP"]
     names = [line.strip("|").split("|")[0].strip() for line in table[1:]]
@@ -55,6 +62,16 @@ def test_hard_filter_only_removes_pairs(demo):
     pairs = set(zip(cosine.query_index.tolist(), cosine.reference_index.tolist()))
     assert set(zip(hard.query_index.tolist(), hard.reference_index.tolist())) <= pairs
     assert len(by_name[ASL_SOFT].candidates) == len(cosine)
+
+
+def test_model_card_carries_the_measured_rows(demo):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(demo.out / "models" / "asl" / "README.md")
+    assert card.data.library_name == "transformers"
+    assert card.data.pipeline_tag == "image-feature-extraction"
+    micro_aps = {r.metric_value for r in card.data.eval_results if r.metric_type == "micro_ap"}
+    assert {round(m.metrics.micro_ap, 4) for m in demo.methods} <= {round(v, 4) for v in micro_aps}
 
 
 def test_trained_model_loads_with_from_pretrained(demo):

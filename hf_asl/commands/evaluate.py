@@ -38,14 +38,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "in the ground truth count; all: every prediction counts")
     parser.add_argument("--allow-unknown-ids", action="store_true",
                         help="count ids unknown to the ground truth / reference list as warnings instead of errors")
-    parser.add_argument("--budget", type=_budget, metavar="N|disc21",
+    parser.add_argument("--budget", type=parse_budget_arg, metavar="N|disc21",
                         help="maximum number of predictions; disc21 = 10 per ground-truth query")
     parser.add_argument("--json", type=Path, metavar="OUT.json", help="also write the metrics as JSON")
     parser.add_argument("--plot", type=Path, metavar="PR.png", help="also draw the precision-recall curve")
     parser.set_defaults(func=run)
 
 
-def _budget(text: str) -> int | str:
+def parse_budget_arg(text: str) -> int | str:
     if text == "disc21":
         return text
     try:

@@ -38,6 +38,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="hard-negative pairs: folder, tar, first part (negative_pair.tar.aa) or all parts",
     )
     export.add_argument("--repo-id", help="Hub repo named in the card's code samples")
+    export.add_argument(
+        "--benchmark", action="store_true",
+        help="also write eval.yaml, declaring the folder a Hub benchmark for .eval_results entries",
+    )
     export.add_argument("--no-progress", action="store_true")
     export.set_defaults(func=run)
 
@@ -74,6 +78,11 @@ def _export(args: argparse.Namespace) -> int:
     for result in exported:
         print(f"{result.config}/{result.split}: {result.num_examples} rows in {len(result.files)} shard(s)")
     print(f"card: {args.out}/README.md")
+    if args.benchmark:
+        # Opt-in: the Hub validates eval.yaml at push time and lists benchmarks by allow-list.
+        from ..submission import write_benchmark_eval_yaml
+
+        print(f"benchmark: {write_benchmark_eval_yaml(args.out)}")
     return 0
 
 

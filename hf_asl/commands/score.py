@@ -48,7 +48,7 @@ def candidate_rows(ids, descriptors, descriptor_path: str, predictions_path: str
     :class:`InputError` naming the id, the descriptor file and the CSV line."""
     import numpy as np
 
-    from ..csv_io import _line_of_row
+    from ..csv_io import line_of_row
     from ..errors import InputError
 
     row_of = {image_id: row for row, image_id in enumerate(descriptors.ids.tolist())}
@@ -61,7 +61,7 @@ def candidate_rows(ids, descriptors, descriptor_path: str, predictions_path: str
             f"{what} id {ids[first]!r} has no descriptor in {descriptor_path} "
             f"({len(missing)} candidate row(s) name ids missing there)",
             path=predictions_path,
-            line=_line_of_row(predictions_path, first),
+            line=line_of_row(predictions_path, first),
         )
     return rows
 

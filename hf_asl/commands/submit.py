@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .evaluate import _budget, format_report
+from .evaluate import parse_budget_arg, format_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="benchmark dataset on the Hub (default: NDEC's; required for a mini-NDEC ground truth)")
     parser.add_argument("--dataset-revision", metavar="SHA", help="commit of the benchmark dataset evaluated")
     parser.add_argument("--method", metavar="LABEL", help='scoring used, e.g. "ASL (hard)" (recorded in the results)')
-    parser.add_argument("--budget", type=_budget, default="disc21", metavar="N|disc21",
+    parser.add_argument("--budget", type=parse_budget_arg, default="disc21", metavar="N|disc21",
                         help="maximum number of predictions (default disc21: 10 per ground-truth query)")
     parser.set_defaults(func=run)
 
