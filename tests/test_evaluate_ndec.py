@@ -9,10 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from transformers import MobileNetV2Config
+from conftest import save_tiny_asl_model
 
-from hf_asl import ASLConfig, ASLModel, build_image_processor
 from hf_asl.cli import main as cli
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "evaluate_ndec.py"
@@ -26,32 +24,13 @@ def load_script():
     return module
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny batches: with 2 threads on a busy 2-core machine OpenMP spinning made forwards ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A tiny random MobileNetV2 ASL model with a calibrated-looking threshold in its config."""
-    out = tmp_path_factory.mktemp("tiny_asl")
-    backbone = MobileNetV2Config(depth_multiplier=0.25, finegrained_output=False, tf_padding=False, min_depth=4)
-    torch.manual_seed(0)
-    model = ASLModel(ASLConfig(backbone_config=backbone, descriptor_dim=8, image_size=32, score_threshold=THRESHOLD))
-    with torch.no_grad():
-        # The default init (std 0.02) shrinks activations to the GeM clamp: every image would look alike.
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight)
-        for _ in range(3):
-            model(torch.randn(8, 3, 32, 32))
-    model.eval().save_pretrained(out)
-    build_image_processor(32).save_pretrained(out)
-    return out
+    return save_tiny_asl_model(tmp_path_factory.mktemp("tiny_asl"), score_threshold=THRESHOLD)
 
 
 def rows(path: Path) -> list[tuple[str, str, float]]:

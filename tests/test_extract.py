@@ -14,10 +14,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from conftest import save_tiny_asl_model
 from PIL import Image
-from transformers import MobileNetV2Config
 
-from hf_asl import ASLConfig, ASLModel, build_image_processor
+from hf_asl import build_image_processor
 from hf_asl.cli import main
 from hf_asl.descriptors import load_descriptors
 from hf_asl.errors import InputError
@@ -33,25 +33,7 @@ from hf_asl.extract import (
 from hf_asl.image_sources import DatasetSource, FolderSource, TarSource, open_image_source
 from hf_asl.model_loading import load_model_and_processor
 
-IMAGE_SIZE = 32
 N_IMAGES = 10
-
-
-def save_tiny_asl_model(out: Path, seed: int = 0, image_size: int = IMAGE_SIZE) -> Path:
-    """A tiny random MobileNetV2 ASL model whose descriptors differ from image to image."""
-    backbone = MobileNetV2Config(depth_multiplier=0.25, finegrained_output=False, tf_padding=False, min_depth=4)
-    torch.manual_seed(seed)
-    model = ASLModel(ASLConfig(backbone_config=backbone, descriptor_dim=8, image_size=image_size))
-    with torch.no_grad():
-        # The default init (std 0.02) shrinks activations to the GeM clamp: every image would look alike.
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight)
-        for _ in range(3):  # train mode: moves the BN statistics away from their init
-            model(torch.randn(8, 3, image_size, image_size))
-    model.eval().save_pretrained(out)
-    build_image_processor(image_size).save_pretrained(out)
-    return out
 
 
 def jpeg(seed: int, size=(40, 30)) -> bytes:
@@ -63,13 +45,7 @@ def jpeg(seed: int, size=(40, 30)) -> bytes:
     return buffer.getvalue()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny batches: with 2 threads on a busy 2-core machine OpenMP spinning made forwards ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

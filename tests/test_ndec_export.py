@@ -152,3 +152,14 @@ def test_push_refuses_a_folder_that_is_not_an_export(tmp_path: Path, capsys):
 def test_export_of_an_empty_folder_is_a_clear_error(tmp_path: Path, capsys):
     assert cli.main(["ndec", "export", str(tmp_path), str(tmp_path / "out")]) == 2
     assert "no NDEC file found here" in capsys.readouterr().err
+
+
+def test_benchmark_flag_writes_eval_yaml_only_when_asked(exported: Path, mini_ndec_dir: Path, tmp_path: Path):
+    import yaml
+
+    assert not (exported / "eval.yaml").exists()
+    out = tmp_path / "bench"
+    configs = ["--configs", "queries", "references", "ground_truth"]
+    assert cli.main(["ndec", "export", str(mini_ndec_dir), str(out), "--no-progress", *configs, "--benchmark"]) == 0
+    spec = yaml.safe_load((out / "eval.yaml").read_text())
+    assert {"micro_ap", "recall_at_p90"} <= {task["id"] for task in spec["tasks"]}
