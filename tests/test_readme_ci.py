@@ -31,3 +31,11 @@ def test_ci_runs_the_readme_test_command():
 
 def test_constraints_pin_the_local_torch_wheel():
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().split()
+
+
+def test_readme_python_names_exist():
+    import hf_asl
+    from hf_asl.metric import compute_metrics  # noqa: F401
+    from hf_asl.ndec import load_ndec  # noqa: F401
+
+    assert Path(hf_asl.metric_module_path(), "micro_ap.py").is_file()
