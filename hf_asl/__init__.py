@@ -7,8 +7,8 @@ Importing the package registers the ASL model with transformers' Auto classes, s
 from transformers import AutoConfig, AutoModel
 
 from .configuration_asl import ASLConfig
-from .metrics import metric_module_path
 from .losses import ASLLoss, CosFaceLoss, InfoNCELoss, NormRatioLoss, build_asl_loss
+from .metrics import metric_module_path
 from .modeling_asl import ASLModel, ASLModelOutput
 from .pretrained_mobilenet import asl_model_from_imagenet_mobilenet_v2, load_imagenet_mobilenet_v2
 from .processing import build_image_processor

@@ -27,7 +27,7 @@ class Candidates:
     def __len__(self) -> int:
         return len(self.score)
 
-    def with_scores(self, score: np.ndarray, keep: np.ndarray | None = None) -> "Candidates":
+    def with_scores(self, score: np.ndarray, keep: np.ndarray | None = None) -> Candidates:
         """Rescored (and optionally filtered by the boolean mask ``keep``) copy, re-sorted."""
         qi, ri, s = self.query_index, self.reference_index, np.asarray(score, dtype=np.float32)
         if keep is not None:

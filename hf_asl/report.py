@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from .candidates import Candidates
 from .csv_io import GroundTruth
 from .descriptors import Descriptors
 from .plotting import plot_pr_curves
@@ -24,7 +26,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def _method_table(result: "DemoResult") -> list[str]:
+def _method_table(result: DemoResult) -> list[str]:
     kinds = [k for k in HARD_NEGATIVE_KINDS if any(k in (m.metrics.per_kind or {}) for m in result.methods)]
     header = ["method", "µAP", "R@P90", "threshold@P90", "recall@1", "recall@10", "predictions"]
     header += [f"FP {k}" for k in kinds]
@@ -68,9 +70,7 @@ def _panels(result, found, model, candidates, gt: Mapping[str, str], kinds) -> l
     return panels
 
 
-def _false_positives(method, gt: Mapping[str, str], found) -> "object":
-    from .candidates import Candidates
-
+def _false_positives(method, gt: Mapping[str, str], found) -> Candidates:
     c = method.candidates
     queries, references = found[method.model]["queries"], found[method.model]["references"]
     wrong = np.array([gt.get(str(queries.ids[q])) != str(references.ids[r])
@@ -79,7 +79,7 @@ def _false_positives(method, gt: Mapping[str, str], found) -> "object":
 
 
 def write_report(
-    result: "DemoResult", found: Mapping[str, Mapping[str, Descriptors]], ground_truth: GroundTruth,
+    result: DemoResult, found: Mapping[str, Mapping[str, Descriptors]], ground_truth: GroundTruth,
     kinds: Mapping[str, str],
 ) -> Path:
     """Write ``report.md`` and its figures into ``result.out``; returns the report's path."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .evaluate import parse_budget_arg, format_report
+from .evaluate import format_report, parse_budget_arg
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
