@@ -9,6 +9,7 @@ their own data. Every threshold comes from training data (the model config's cal
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -166,6 +167,11 @@ def run_demo(cfg: DemoConfig) -> DemoResult:
     if cfg.steps < 1:
         raise InputError(f"--steps must be >= 1, got {cfg.steps}")
     cfg.out.mkdir(parents=True, exist_ok=True)
+    if not cfg.reuse:
+        # Derived from the data and models this run rebuilds: a datasets cache keyed on paths, not
+        # contents, and descriptor shards pinned to the old weights would both be stale.
+        for derived in ("cache", "descriptors"):
+            shutil.rmtree(cfg.out / derived, ignore_errors=True)
     data_dir = cfg.out / "mini_ndec"
     stages = _Stages(cfg.progress)
     result = DemoResult(out=cfg.out, data_dir=data_dir, methods=[])

@@ -80,3 +80,17 @@ def test_trained_model_loads_with_from_pretrained(demo):
     model = AutoModel.from_pretrained(Path(demo.out) / "models" / "asl")
     assert model.config.model_type == "asl"
     assert np.isfinite(model.config.score_threshold)
+
+
+def test_rerun_without_reuse_rebuilds_instead_of_mixing(demo):
+    """Last in this file: it rebuilds the module's demo folder with another seed."""
+    import datasets
+
+    from hf_asl.ndec import load_ndec
+
+    again = run_demo(DemoConfig(out=demo.out, size="small", seed=1, steps=1, image_size=64, batch_size=32,
+                                progress=False))
+    assert '"seed": 1' in (again.data_dir / "manifest.json").read_text()
+    queries = load_ndec("queries", data_dir=again.data_dir, cache_dir=str(again.out / "cache"))
+    row = queries.cast_column("image", datasets.Image(decode=False))[0]
+    assert row["image"]["bytes"] == (again.data_dir / "query_images_h5" / f"{row['image_id']}.jpg").read_bytes()
