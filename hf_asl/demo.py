@@ -116,17 +116,16 @@ def _train(cfg: DemoConfig, data_dir: Path, model_dir: Path, norm_ratio_weight: 
 
 def _extract(cfg: DemoConfig, data_dir: Path, model_dir: Path) -> dict[str, Descriptors]:
     from .extract import extract_descriptors, load_extracted
-    from .image_sources import DatasetSource
+    from .image_sources import open_dataset_source
     from .model_loading import load_model_and_processor
-    from .ndec import load_ndec
 
     model, processor = load_model_and_processor(str(model_dir))
     found = {}
     for config in ("queries", "references"):
         out = cfg.out / "descriptors" / model_dir.name / config
-        dataset = load_ndec(config, data_dir=data_dir, cache_dir=str(cfg.out / "cache"))
+        source = open_dataset_source(data_dir, config, cache_dir=cfg.out / "cache")
         extract_descriptors(
-            model, processor, DatasetSource(dataset, name=f"{data_dir}:{config}"), out,
+            model, processor, source, out,
             model_name=str(model_dir), batch_size=cfg.batch_size, progress=cfg.progress,
         )
         found[config] = load_extracted(out)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .descriptors import Descriptors, concat_descriptors, load_descriptors, save_descriptors
-from .errors import HfAslError, InputError
+from .errors import InputError
 from .image_sources import ImageSource
 
 SETTINGS_FILE = "extract.json"
@@ -36,33 +36,6 @@ FORMAT_VERSION = 1
 # What the descriptors depend on: a resume must match all of these.
 PINNED_SETTINGS = ("format", "version", "model_sha256", "processor_sha256", "source", "num_images",
                    "ids_sha256", "shard_size", "num_shards")
-
-
-def make_accelerator(cpu: bool = False):
-    """An ``Accelerator`` that sees every process of a ``torchrun`` / ``accelerate launch`` run.
-
-    On a machine without a GPU (or other accelerator) accelerate must be told ``cpu=True``:
-    otherwise under ``torchrun`` each process believes it runs alone and would extract every
-    shard. The process-group timeout is raised because processes wait for the slowest one at
-    the end, which on an unevenly resumed run can take long.
-    """
-    from datetime import timedelta
-
-    import torch
-    from accelerate import Accelerator
-    from accelerate.utils import InitProcessGroupKwargs
-
-    accelerator = Accelerator(
-        cpu=cpu or not torch.accelerator.is_available(),
-        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(hours=12))],
-    )
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != accelerator.num_processes:
-        raise HfAslError(
-            f"launched as {launched} processes but accelerate set up {accelerator.num_processes}: "
-            "each process would extract every shard"
-        )
-    return accelerator
 
 
 @dataclass(frozen=True)
@@ -444,6 +417,5 @@ __all__ = [
     "extract_descriptors",
     "load_extracted",
     "load_extraction",
-    "make_accelerator",
     "merge_extraction",
 ]

@@ -474,21 +474,19 @@ def train_asl(cfg: TrainingConfig) -> Path:
     checkpoints and tensorboard logs. With ``stop_after`` the run checkpoints and returns after
     that many steps of this session, to be continued with ``resume``.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
+    from .accelerators import make_accelerator
+
     cfg.validate()
     output_dir = Path(cfg.output_dir)
-    accelerator = Accelerator(
+    accelerator = make_accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum,
         log_with=_log_with(cfg.log_with),
         project_dir=str(output_dir),
-        # Without this accelerate ignores torchrun's environment on a machine with no GPU and every
-        # process trains alone; with it, they form one gloo process group.
-        cpu=not torch.accelerator.is_available(),
         # The schedule counts optimizer steps of the global batch: step it ourselves, once per step.
         step_scheduler_with_optimizer=False,
     )

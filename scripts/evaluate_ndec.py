@@ -111,9 +111,9 @@ def write_csv(path: Path, header: tuple[str, ...], rows) -> None:
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
+    from hf_asl.accelerators import make_accelerator
     from hf_asl.csv_io import write_predictions
     from hf_asl.errors import HfAslError
-    from hf_asl.extract import make_accelerator
     from hf_asl.metric import compute_metrics
     from hf_asl.model_loading import load_model_and_processor
     from hf_asl.scoring import apply_scoring, norm_ratios

@@ -39,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..extract import MERGED_FILE, SKIPPED_FILE, extract_descriptors, make_accelerator, merge_extraction
+    from ..accelerators import make_accelerator
+    from ..extract import MERGED_FILE, SKIPPED_FILE, extract_descriptors, merge_extraction
     from ..image_sources import open_image_source
     from ..model_loading import load_model_and_processor
 
